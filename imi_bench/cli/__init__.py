@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ImiBenchError
-from . import data, models, sim
+from . import data, featurize, models, sim
 
 __all__ = ["build_parser", "main"]
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(sub)
     models.register(sub)
     sim.register(sub)
+    featurize.register(sub)
     return parser
 
 

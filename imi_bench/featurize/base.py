@@ -50,9 +50,10 @@ class FeatureFamily:
     name: ClassVar[str] = ""
     columns: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
-        defaults = dict(getattr(self, "defaults", {}))
+        defaults = dict(self.defaults)
         unknown = sorted(set(params) - set(defaults))
         if unknown:
             from ..errors import ImiBenchError

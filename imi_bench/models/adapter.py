@@ -177,11 +177,12 @@ class ModelAdapter:
         return torch.stack([self.preprocessing(im) for im in images])
 
     def recorder(self, layers: Sequence[str] | None = None, reducers: Mapping[str, Reducer] | None = None, *,
-                 keep_maps: bool = False, stop_early: bool = True) -> Any:
+                 keep_maps: bool = False, stop_early: bool = True,
+                 channels: Mapping[str, torch.Tensor] | None = None) -> Any:
         """A :func:`~imi_bench.models.hooks.record` context over the named layers of interest."""
         chosen = self.layers() if layers is None else [self.layer(n) for n in layers]
         return record(self.model, [layer.hook_site() for layer in chosen], reducers, keep_maps=keep_maps,
-                      stop_early=stop_early)
+                      stop_early=stop_early, channels=channels)
 
     def forward(self, recorder: Recorder, x: torch.Tensor) -> torch.Tensor | None:
         """Run one batch through the model for ``recorder`` (inference mode, on the model's device)."""

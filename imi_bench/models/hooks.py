@@ -83,9 +83,10 @@ class Recorder:
     """Results of a recording: ``results[layer][reducer]`` is a list of per-batch ``(N, C)`` tensors."""
 
     def __init__(self, sites: Sequence[HookSite], reducers: Mapping[str, Reducer], keep_maps: bool,
-                 detach: bool = True) -> None:
+                 detach: bool = True, channels: Mapping[str, torch.Tensor] | None = None) -> None:
         self.sites = list(sites)
         self.detach = detach
+        self.channels = dict(channels or {})
         self.reducers = dict(reducers)
         self.keep_maps = keep_maps
         self.results: dict[str, dict[str, list[torch.Tensor]]] = {s.name: {r: [] for r in reducers} for s in sites}
@@ -95,6 +96,8 @@ class Recorder:
 
     def _store(self, site: HookSite, tensor: torch.Tensor) -> None:
         x = channels_first(tensor.detach() if self.detach else tensor, site.layout)
+        if site.name in self.channels:  # reduce only the channels asked for
+            x = x.index_select(1, self.channels[site.name].to(x.device))
         for key, reduce in self.reducers.items():
             self.results[site.name][key].append(reduce(x))
         if self.keep_maps:
@@ -148,6 +151,7 @@ def record(
     keep_maps: bool = False,
     stop_early: bool = False,
     detach: bool = True,
+    channels: Mapping[str, torch.Tensor] | None = None,
 ) -> Iterator[Recorder]:
     """Hook ``sites`` of ``model`` for the duration of the block.
 
@@ -161,6 +165,8 @@ def record(
             model through :func:`run` (or catch it) to skip the rest of the network.
         detach: Reduce detached tensors (default). ``False`` keeps the autograd graph, for
             objectives that are differentiated (feature visualisation).
+        channels: Layer name → channel indices: reduce only those channels (results are
+            ``(N, len(indices))``, in the given order). Default: every channel.
 
     Yields:
         The :class:`Recorder` holding the results.
@@ -172,7 +178,7 @@ def record(
         >>> rec.collect()["conv"].shape
         torch.Size([2, 4])
     """
-    recorder = Recorder(sites, reducers or {"mean": spatial_mean}, keep_maps, detach)
+    recorder = Recorder(sites, reducers or {"mean": spatial_mean}, keep_maps, detach, channels)
     recorder.stop_early = stop_early
     modules = dict(model.named_modules())
     handles = []

@@ -1,0 +1,1 @@
+"""Feature families shipped with imi-bench (importing this package registers them)."""

@@ -1,0 +1,590 @@
+"""Lesion importance of single units and of their activation clusters (featurizer-reference §6).
+
+A *lesion* silences channels of a layer's unit tensor (the same tensor every
+family reads, see :class:`~imi_bench.models.adapter.LayerInfo`): ``mode="zero"``
+writes 0, ``mode="mean"`` the channel's mean over the images and positions
+(0 is not the resting value of pre-ReLU or BN units). Every consumer of the
+tensor sees the silenced channel; for ``site="input"`` layers only the hooked
+module's input is replaced, exactly like its forward pre-hook.
+
+**Labels.** No ImageNet labels are available offline, so by default the labels
+are the *un-lesioned model's own top-1 predictions*: "accuracy" is agreement
+with the intact network, and the baseline accuracy is 1 by construction. A
+pool whose ``meta`` has an integer ``label`` column (valid class indices)
+supplies true labels instead.
+
+**Statistics** over the first ``n_images`` images of the source, with classes
+= the labels present and ``Δ_c`` = class-wise accuracy after minus before:
+
+* ``lesion_acc_drop``: ``mean_c Δ_c`` (class-balanced; **signed** as in the
+  reference, negative when the lesion hurts);
+* ``lesion_class_range``: ``max_c − min_c`` of ``Δ_c / mean_c Δ_c`` (NaN when
+  the mean is 0);
+* ``lesion_logit_drop``: class-balanced mean increase of the label's
+  cross-entropy, ``log p_before − log p_after`` (positive when it hurts; the
+  smooth companion of the 0/1 accuracy);
+* ``lesion_acc_pct`` / ``lesion_range_pct``: :func:`percentile` of the unit
+  against ``n_random`` random *other* units of its layer (left side for
+  accuracy, right side for range). The controls of a layer come from one
+  seeded permutation of its channels (seed, model, layer), so units of a layer
+  share most controls and a row's result never depends on the other rows;
+* ``lesion_acc_effect2x`` / ``lesion_range_effect2x``: :func:`effect2x`
+  against the controls' mean (NaN controls ignored);
+* ``lesion_cluster_acc_drop`` (``cluster=True``): accuracy change when the
+  unit's spectral cluster is lesioned (activation graph: squared Spearman
+  correlation of spatial-mean responses over the images, diagonal 0); NaN when
+  off or when the cluster is outside the size limits (≥ 2, ≤ 0.99 × width).
+
+**Speed.** Images and baseline predictions are computed once per model and
+shared through ``ctx.extras``. Each layer is split with ``torch.fx`` into a
+prefix (run once: the layer's tensor plus every other tensor the rest of the
+network needs, e.g. a skip connection) and a suffix that is the only part run
+per lesion; (lesion, image) pairs are batched along the batch dimension with
+per-sample channel masks. Models that cannot be traced, and layers whose
+module runs more than once, use full forward passes with a lesion hook
+(``engine="hook"``) — same numbers, more time. Lesion outcomes are cached per
+(layer, channel set), so shared controls are evaluated once.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import fx, nn
+
+from ...data.scores import stable_seed
+from ...errors import ImiBenchError
+from ...models.adapter import LayerInfo, ModelAdapter
+from ...models.hooks import channels_first, spatial_mean
+from ..base import CustomFamily, FeatureContext, register_family
+
+__all__ = ["Lesion", "LayerLesioner", "LesionState", "activation_clusters", "apply_lesion", "class_stats",
+           "effect2x", "fisher_statistic", "lesion_hook", "percentile", "split_at", "trace_model"]
+
+log = logging.getLogger(__name__)
+ArrayLike = float | Sequence[float] | np.ndarray
+
+
+# --------------------------------------------------------------------------- statistics (pure)
+def percentile(true: float, randoms: ArrayLike, side: Literal["left", "right"]) -> float:
+    """``(r + 1)/(n + 1)``: r counts randoms smaller (``left``) or larger (``right``) than ``true``.
+
+    NaN randoms count as neither; NaN when ``true`` is NaN or there are no randoms.
+
+    >>> percentile(-1.0, [0.0] * 19, "left"), percentile(1.0, [0.0] * 19, "left")
+    (0.05, 1.0)
+    """
+    r = np.asarray(randoms, dtype=float).ravel()
+    if r.size == 0 or np.isnan(true):
+        return float("nan")
+    count = np.sum(r < true) if side == "left" else np.sum(r > true)
+    return float((count + 1) / (r.size + 1))
+
+
+def effect2x(x: ArrayLike, mu: ArrayLike, kind: Literal["accuracy", "range"]) -> np.ndarray:
+    """The doubled effect measure ``2x/(x + μ)`` (1 = like random, > 1 = stronger than random).
+
+    For ``accuracy`` it is defined only when ``x`` and ``μ`` are both negative (else 0); NaN becomes 0.
+    """
+    x, mu = np.asarray(x, dtype=float), np.asarray(mu, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = 2 * x / (x + mu)
+    if kind == "accuracy":
+        e = np.where((x < 0) & (mu < 0), e, 0.0)
+    return np.nan_to_num(e, nan=0.0, posinf=np.inf, neginf=-np.inf)
+
+
+def fisher_statistic(percentiles: ArrayLike, n: int) -> float:
+    """``F = −mean log(p − 1/(2(n+1)))`` over groups' percentiles against ``n`` randoms (F > 1: above random)."""
+    p = np.asarray(percentiles, dtype=float).ravel()
+    return float(-np.mean(np.log(p - 1 / (2 * (n + 1)))))
+
+
+def class_stats(labels: np.ndarray, base_correct: np.ndarray, base_logp: np.ndarray, correct: np.ndarray,
+                logp: np.ndarray) -> dict[str, np.ndarray]:
+    """Class-balanced lesion statistics of ``R`` lesions.
+
+    Args:
+        labels: ``(N,)`` class of each image.
+        base_correct: ``(N,)`` 1 where the intact model is right.
+        base_logp: ``(N,)`` intact log-probability of the label.
+        correct: ``(R, N)`` the same after each lesion.
+        logp: ``(R, N)`` the same after each lesion.
+
+    Returns:
+        ``acc`` (mean ``Δ_c``), ``range`` (max − min of ``Δ_c / mean Δ_c``, NaN if the mean is 0) and
+        ``logit`` (class-balanced mean of ``base_logp − logp``), each ``(R,)``.
+    """
+    _, inverse = np.unique(labels, return_inverse=True)
+    onehot = np.eye(inverse.max() + 1)[inverse]  # (N, K)
+    weights = onehot / onehot.sum(0)  # class means as a matrix product
+    delta = (np.atleast_2d(correct).astype(float) - base_correct) @ weights  # (R, K)
+    acc = delta.mean(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = delta / acc[:, None]
+    rng = np.where(acc != 0, scaled.max(1) - scaled.min(1), np.nan)
+    logit = ((base_logp - np.atleast_2d(logp)) @ weights).mean(1)
+    return {"acc": acc, "range": rng, "logit": logit}
+
+
+# --------------------------------------------------------------------------- the lesion itself
+def _restore(x_cf: torch.Tensor, layout: str) -> torch.Tensor:
+    """Inverse of :func:`~imi_bench.models.hooks.channels_first`."""
+    if layout in ("NCHW", "NC"):
+        return x_cf
+    if layout == "NHWC":
+        return x_cf.permute(0, *range(2, x_cf.dim()), 1)
+    if layout == "NLD":
+        return x_cf.transpose(1, 2)
+    return x_cf.permute(2, 0, 1)  # LND
+
+
+def apply_lesion(x: torch.Tensor, layout: str, mask: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """``x`` with the masked channels replaced by ``fill`` (default 0), out of place.
+
+    Args:
+        x: A layer tensor in its declared ``layout``.
+        layout: ``NCHW``, ``NHWC``, ``NLD``, ``LND`` or ``NC``.
+        mask: ``(C,)`` or per-sample ``(N, C)`` booleans: channels to silence.
+        fill: ``(C,)`` replacement values (mean-ablation), or None for zeros.
+    """
+    cf = channels_first(x, layout)
+    mask = mask.to(cf.device).expand(cf.shape[0], cf.shape[1]).reshape(*cf.shape[:2], *[1] * (cf.dim() - 2))
+    value = torch.zeros((), dtype=cf.dtype, device=cf.device) if fill is None else \
+        fill.to(cf.device, cf.dtype).reshape(1, -1, *[1] * (cf.dim() - 2))
+    return _restore(torch.where(mask, value, cf), layout)
+
+
+@dataclass
+class LesionState:
+    """What :func:`lesion_hook` writes; change ``mask`` between forward passes to change the lesion."""
+
+    mask: torch.Tensor
+    fill: torch.Tensor | None = None
+
+
+@contextmanager
+def lesion_hook(model: nn.Module, layer: LayerInfo, state: LesionState) -> Iterator[LesionState]:
+    """Silence channels of ``layer``'s tensor for every consumer during the block.
+
+    ``site="output"``: a forward hook returns the lesioned output (first element of a tuple);
+    ``site="input"``: a forward pre-hook returns the lesioned first input.
+    """
+    module = model.get_submodule(layer.module)
+    if layer.site == "input":
+        def pre(_m: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (apply_lesion(args[0], layer.layout, state.mask, state.fill), *args[1:])
+
+        handle = module.register_forward_pre_hook(pre)
+    else:
+        def post(_m: nn.Module, _args: tuple[Any, ...], out: Any) -> Any:
+            if isinstance(out, tuple):
+                return (apply_lesion(out[0], layer.layout, state.mask, state.fill), *out[1:])
+            return apply_lesion(out, layer.layout, state.mask, state.fill)
+
+        handle = module.register_forward_hook(post)
+    try:
+        yield state
+    finally:
+        handle.remove()
+
+
+# --------------------------------------------------------------------------- prefix / suffix split
+class _Tracer(fx.Tracer):
+    """Traces through every ancestor of a layer module; records each module call's output and first input."""
+
+    def __init__(self, modules: Sequence[str], forced_leaves: set[str]) -> None:
+        leaves: tuple[type, ...] = ()
+        autowrap: tuple[Any, ...] = ()
+        try:
+            from timm.layers import _fx as timm_fx
+
+            leaves = tuple(timm_fx.get_notrace_modules())
+            autowrap = tuple(f for f in timm_fx.get_notrace_functions() if callable(f))
+        except ImportError:  # pragma: no cover - timm is a dependency
+            pass
+        super().__init__(autowrap_functions=autowrap)
+        self.notrace, self.forced = leaves, forced_leaves
+        self.ancestors = {".".join(m.split(".")[:i]) for m in modules for i in range(len(m.split(".")))}
+        self.calls: dict[str, list[tuple[fx.Node | None, fx.Node | None]]] = {}
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        """Forced leaves; never an ancestor of a layer; else timm's no-trace modules and torch's rule."""
+        if qualname in self.forced:
+            return True
+        if qualname in self.ancestors:
+            return False
+        return isinstance(m, self.notrace) or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Trace the call and remember its output node (if created by this call) and first input node."""
+        before = len(self.graph.nodes)
+        out = super().call_module(m, forward, args, kwargs)
+        new = set(list(self.graph.nodes)[before:])
+        node = out.node if isinstance(out, fx.Proxy) and out.node in new else None
+        first = args[0].node if args and isinstance(args[0], fx.Proxy) else None
+        self.calls.setdefault(self.path_of_module(m), []).append((node, first))
+        return out
+
+
+def trace_model(adapter: ModelAdapter) -> tuple[fx.Graph, dict[str, list[tuple[fx.Node | None, fx.Node | None]]]]:
+    """Trace ``adapter.model`` once, keeping every layer of interest visible (raises if untraceable)."""
+    layers = adapter.layers()
+    tracer = _Tracer([la.module for la in layers], {la.module for la in layers if la.site == "input"})
+    graph = tracer.trace(adapter.model)
+    return graph, tracer.calls
+
+
+@dataclass
+class Split:
+    """``prefix(x) → (layer tensor, *frontier)`` and ``suffix(lesioned tensor, *frontier) → model output``."""
+
+    prefix: fx.GraphModule
+    suffix: fx.GraphModule
+
+
+def _descendants(roots: Sequence[fx.Node]) -> set[fx.Node]:
+    seen, todo = set(roots), list(roots)
+    while todo:
+        for user in todo.pop().users:
+            if user not in seen:
+                seen.add(user)
+                todo.append(user)
+    return seen
+
+
+def _inputs(node: fx.Node, skip_first: bool) -> list[fx.Node]:
+    found: list[fx.Node] = []
+    fx.node.map_arg((node.args[1:] if skip_first else node.args, node.kwargs), lambda a: found.append(a) or a)
+    return found
+
+
+def split_at(model: nn.Module, graph: fx.Graph, calls: dict[str, list[tuple[fx.Node | None, fx.Node | None]]],
+             layer: LayerInfo) -> Split | None:
+    """Split the traced ``graph`` at ``layer``'s tensor (None when the layer's module does not run exactly once)."""
+    entries = calls.get(layer.module, [])
+    if len(entries) != 1 or entries[0][0] is None:
+        return None
+    node, first = entries[0]
+    assert node is not None
+    if layer.site == "input":
+        if node.op != "call_module" or first is None:
+            return None
+        value, consumer, roots = first, node, [node]
+    else:
+        value, consumer, roots = node, None, list(node.users)
+    down = _descendants(roots)
+    batch: set[fx.Node] = set()
+    for n in graph.nodes:
+        if n.op == "placeholder" or any(a in batch for a in n.all_input_nodes):
+            batch.add(n)
+    frontier = list(dict.fromkeys(a for n in graph.nodes if n in down for a in _inputs(n, n is consumer)
+                                  if a not in down and a in batch and not (consumer is None and a is value)))
+    if graph.output_node() not in down:
+        return None
+    return Split(_graph_module(model, _prefix_graph(graph, value, frontier)),
+                 _graph_module(model, _suffix_graph(graph, value, consumer, frontier, down, batch)))
+
+
+def _prefix_graph(graph: fx.Graph, value: fx.Node, frontier: list[fx.Node]) -> fx.Graph:
+    g, env = fx.Graph(), {}
+    g.graph_copy(graph, env)
+    g.output((env[value], *(env[f] for f in frontier)))
+    return g
+
+
+def _suffix_graph(graph: fx.Graph, value: fx.Node, consumer: fx.Node | None, frontier: list[fx.Node],
+                  down: set[fx.Node], batch: set[fx.Node]) -> fx.Graph:
+    g = fx.Graph()
+    lesioned = g.placeholder("lesioned")
+    env = {f: g.placeholder(f"frontier_{i}") for i, f in enumerate(frontier)}
+    if consumer is None:
+        env[value] = lesioned
+    for n in graph.nodes:
+        if n.op == "output":
+            g.output(fx.node.map_arg(n.args[0], env.__getitem__))
+        elif n is consumer:
+            rest = fx.node.map_arg((n.args[1:], n.kwargs), env.__getitem__)
+            env[n] = g.create_node(n.op, n.target, (lesioned, *rest[0]), rest[1], name=n.name)
+        elif n in down or (n not in batch and n not in env):
+            env[n] = g.node_copy(n, env.__getitem__)
+    return g
+
+
+def _graph_module(model: nn.Module, graph: fx.Graph) -> fx.GraphModule:
+    gm = fx.GraphModule(model, graph)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+# --------------------------------------------------------------------------- running lesions
+@dataclass
+class Baseline:
+    """The intact model on the lesion images (shared by every layer of a model)."""
+
+    images: torch.Tensor  # (N, 3, H, W) on the model's device
+    labels: torch.Tensor  # (N,) long, same device
+    logp: torch.Tensor  # (N, K) intact log-probabilities
+    correct: np.ndarray  # (N,) 1.0 where the intact model is right
+    label_logp: np.ndarray  # (N,) intact log-probability of the label
+    kind: str  # "pseudo" (intact top-1) or "true" (the pool's label column)
+
+
+def _cl(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _labels(meta: pd.DataFrame, n: int, classes: int) -> np.ndarray | None:
+    if "label" not in meta.columns:
+        return None
+    lab = pd.to_numeric(meta["label"].iloc[:n], errors="coerce").to_numpy(dtype=float)
+    if np.isfinite(lab).all() and (lab == np.round(lab)).all() and (lab >= 0).all() and (lab < classes).all():
+        return lab.astype(np.int64)
+    log.warning("lesion: the pool's label column is not a valid class index for every image; using the intact "
+                "model's top-1 predictions as labels")
+    return None
+
+
+def compute_baseline(adapter: ModelAdapter, pool: Any, n_images: int, batch_size: int, progress: bool) -> Baseline:
+    """Preprocess the first ``n_images`` of ``pool`` and run the intact model (labels: pool's or top-1)."""
+    n = min(int(n_images), len(pool))
+    if n < 1:
+        raise ImiBenchError("lesion: the image source is empty")
+    chunks = [x for _, x in pool.subset(range(n)).batches(adapter.preprocessing, batch_size, progress=progress,
+                                                          desc=f"{adapter.name} lesion images")]
+    images = _cl(torch.cat(chunks).to(adapter.device))
+    with torch.inference_mode():
+        logits = torch.cat([adapter.model(images[s:s + batch_size]) for s in range(0, n, batch_size)]).float()
+    logp = torch.log_softmax(logits, 1)
+    true = _labels(pool.meta, n, logits.shape[1])
+    labels = logits.argmax(1) if true is None else torch.as_tensor(true, device=logits.device)
+    return Baseline(images, labels, logp, (logits.argmax(1) == labels).double().cpu().numpy(),
+                    logp.gather(1, labels[:, None])[:, 0].double().cpu().numpy(), "pseudo" if true is None else "true")
+
+
+class LayerLesioner:
+    """Many lesions of one layer on the baseline images, (lesion, image) pairs batched.
+
+    Args:
+        adapter: The model.
+        layer: The layer whose channels are lesioned.
+        base: The intact model's images and labels.
+        batch_size: (lesion, image) pairs per forward pass.
+        split: A prefix/suffix split of the layer (None: full forward passes with :func:`lesion_hook`).
+    """
+
+    def __init__(self, adapter: ModelAdapter, layer: LayerInfo, base: Baseline, batch_size: int,
+                 split: Split | None = None) -> None:
+        self.adapter, self.layer, self.base, self.batch_size, self.split = adapter, layer, base, batch_size, split
+        self.bd = 1 if layer.layout == "LND" else 0
+        self.values: torch.Tensor | None = None
+        self.frontier: list[torch.Tensor] = []
+        self.acts = self._prepare_split() if split is not None else None
+        if self.acts is None:
+            self.split = None
+            self.acts = self._prepare_hook()
+
+    @property
+    def engine(self) -> str:
+        """``split`` or ``hook``."""
+        return "hook" if self.split is None else "split"
+
+    def _prepare_hook(self) -> torch.Tensor:
+        out = []
+        with self.adapter.recorder([self.layer.name], {"mean": spatial_mean}) as rec:
+            for s in range(0, len(self.base.images), self.batch_size):
+                self.adapter.forward(rec, self.base.images[s:s + self.batch_size])
+                out.append(rec.collect()[self.layer.name].cpu())
+                rec.clear()
+        return torch.cat(out)
+
+    def _prepare_split(self) -> torch.Tensor | None:
+        """Run the prefix once; None (→ hook engine) if the frontier is not batch-shaped or the suffix disagrees."""
+        assert self.split is not None
+        n, x = len(self.base.images), self.base.images
+        with torch.inference_mode():
+            outs = [self.split.prefix(x[s:s + self.batch_size]) for s in range(0, n, self.batch_size)]
+        parts = list(zip(*outs, strict=True))
+        ok = all(isinstance(t, torch.Tensor) and t.dim() > self.bd for p in parts for t in p)
+        tensors = [torch.cat(p, dim=self.bd) for p in parts] if ok else []
+        if not ok or any(t.shape[self.bd] != n for t in tensors):
+            log.warning("lesion: %s: the split's frontier is not batch-shaped; using full forward passes",
+                        self.layer.name)
+            return None
+        self.values, self.frontier = _cl(tensors[0]), [_cl(t) for t in tensors[1:]]
+        check = torch.arange(min(n, 4), device=x.device)
+        got = torch.log_softmax(self._forward(check, torch.zeros(len(check), 1, dtype=torch.bool), None).float(), 1)
+        if not torch.allclose(got, self.base.logp[check], atol=1e-3, rtol=1e-3):
+            log.warning("lesion: %s: the traced suffix does not reproduce the model; using full forward passes",
+                        self.layer.name)
+            self.values, self.frontier = None, []
+            return None
+        return spatial_mean(channels_first(self.values, self.layer.layout)).cpu()
+
+    def _forward(self, img: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
+        with torch.inference_mode():
+            if self.split is None:
+                with lesion_hook(self.adapter.model, self.layer, LesionState(mask, fill)):
+                    return self.adapter.model(self.base.images.index_select(0, img))
+            assert self.values is not None
+            v = _cl(apply_lesion(self.values.index_select(self.bd, img), self.layer.layout, mask, fill))
+            return self.split.suffix(v, *(_cl(t.index_select(self.bd, img)) for t in self.frontier))
+
+    def outcomes(self, masks: torch.Tensor, fill: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Correctness and label log-probability ``(R, N)`` of ``R`` lesions given as ``(R, C)`` channel masks."""
+        n, device = len(self.base.images), self.base.images.device
+        pairs = torch.arange(len(masks) * n, device=device)
+        masks = masks.to(device)
+        correct, logp = [], []
+        for chunk in pairs.split(self.batch_size):
+            img = chunk % n
+            logits = self._forward(img, masks[chunk // n], fill).float()
+            labels = self.base.labels[img]
+            logp.append(torch.log_softmax(logits, 1).gather(1, labels[:, None])[:, 0].double().cpu())
+            correct.append((logits.argmax(1) == labels).cpu())
+        return torch.cat(correct).view(-1, n).numpy(), torch.cat(logp).view(-1, n).numpy()
+
+
+# --------------------------------------------------------------------------- clusters
+def activation_clusters(acts: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """Spectral clusters of a layer's channels from their ``(images, channels)`` responses.
+
+    Adjacency: squared Spearman correlation over images (constant channels: 0), diagonal 0.
+    """
+    from scipy.stats import rankdata
+    from sklearn.cluster import SpectralClustering
+
+    ranks = rankdata(np.asarray(acts, dtype=float), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        adjacency = np.nan_to_num(np.corrcoef(ranks, rowvar=False), nan=0.0) ** 2
+    np.fill_diagonal(adjacency, 0.0)
+    k = max(1, min(int(n_clusters), adjacency.shape[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "graph is not fully connected"
+        return SpectralClustering(k, affinity="precomputed", random_state=seed).fit_predict(adjacency)
+
+
+def _cluster_of(clusters: np.ndarray, channel: int) -> tuple[int, ...] | None:
+    members = np.flatnonzero(clusters == clusters[channel])
+    return tuple(int(c) for c in members) if 2 <= len(members) <= 0.99 * len(clusters) else None
+
+
+# --------------------------------------------------------------------------- the family
+def _nanmean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+@register_family
+class Lesion(CustomFamily):
+    """Single-unit (and cluster) lesion importance against random same-layer controls (see the module docstring).
+
+    Parameters: ``n_images`` (first images of the source), ``n_random`` (controls per unit), ``mode``
+    (``zero`` or ``mean``), ``cluster`` / ``n_clusters`` (the unit's spectral cluster), ``engine``
+    (``auto``: traced prefix/suffix split where possible; ``split``; ``hook``: full forward passes).
+    """
+
+    name = "lesion"
+    columns = ("lesion_acc_drop", "lesion_class_range", "lesion_acc_pct", "lesion_range_pct", "lesion_acc_effect2x",
+               "lesion_range_effect2x", "lesion_logit_drop", "lesion_cluster_acc_drop")
+    description = "lesion importance: class-balanced agreement change, class-wise range, percentiles vs random units"
+    defaults: ClassVar[dict[str, Any]] = {"n_images": 64, "n_random": 4, "mode": "zero", "cluster": False,
+                                          "n_clusters": 8, "engine": "auto"}
+
+    def compute(self, ctx: FeatureContext) -> pd.DataFrame:
+        """One row per unit row (same order as ``ctx.units``)."""
+        from tqdm.auto import tqdm
+
+        if self.params["mode"] not in ("zero", "mean") or self.params["engine"] not in ("auto", "split", "hook"):
+            raise ImiBenchError(f"lesion: mode must be 'zero' or 'mean' and engine 'auto', 'split' or 'hook'; got "
+                                f"{self.params['mode']!r}, {self.params['engine']!r}")
+        model_key = ("lesion", ctx.adapter.name, id(ctx.adapter.model), int(self.params["n_images"]))
+        if model_key not in ctx.extras:
+            ctx.extras[model_key] = compute_baseline(ctx.adapter, ctx.source.pool(), self.params["n_images"],
+                                                     ctx.batch_size, ctx.progress)
+        base: Baseline = ctx.extras[model_key]
+        store = ctx.extras.setdefault((*model_key, self.params["mode"], "outcomes"), {})
+        out = np.full((len(ctx.units), len(self.columns)), np.nan)
+        groups = ctx.units.groupby("layer", sort=False).indices
+        with tqdm(total=len(ctx.units), desc=f"{ctx.adapter.name} lesions", unit="unit",
+                  disable=not ctx.progress) as bar:
+            for layer, idx in groups.items():
+                channels = ctx.units["channel"].to_numpy()[idx].astype(int)
+                out[idx] = self._layer(ctx, ctx.adapter.layer(str(layer)), base, channels, store)
+                bar.update(len(idx))
+        return pd.DataFrame(out, columns=list(self.columns))
+
+    def _layer(self, ctx: FeatureContext, layer: LayerInfo, base: Baseline, channels: np.ndarray,
+               store: dict[Any, Any]) -> np.ndarray:
+        """The rows of one layer's units."""
+        order = stable_seed(ctx.seed, "lesion-controls", ctx.adapter.name, layer.name).permutation(layer.width)
+        controls = {c: tuple(int(o) for o in order if o != c)[:int(self.params["n_random"])] for c in channels}
+        wanted = {(int(c),) for c in channels} | {(o,) for cs in controls.values() for o in cs}
+        lesioner: list[LayerLesioner] = []  # built at most once, only if something is not cached
+
+        def get() -> LayerLesioner:
+            lesioner.append(lesioner[0] if lesioner else self._lesioner(ctx, layer, base))
+            return lesioner[0]
+
+        clusters = self._clusters(ctx, layer, get, store) if self.params["cluster"] else None
+        cluster_of = {c: _cluster_of(clusters, c) if clusters is not None else None for c in channels}
+        wanted |= {g for g in cluster_of.values() if g is not None}
+        missing = [g for g in sorted(wanted) if (layer.name, g) not in store]
+        if missing:
+            self._evaluate(get(), layer, missing, store)
+        rows = []
+        for c in channels:
+            got = [store[(layer.name, g)] for g in [(int(c),), *[(o,) for o in controls[c]]]]
+            s = class_stats(base.labels.cpu().numpy(), base.correct, base.label_logp,
+                            np.stack([g[0] for g in got]), np.stack([g[1] for g in got]))
+            acc, rng = s["acc"], s["range"]
+            group = cluster_of[c]
+            cluster_acc = float("nan") if group is None else float(class_stats(
+                base.labels.cpu().numpy(), base.correct, base.label_logp, *store[(layer.name, group)])["acc"][0])
+            rows.append([acc[0], rng[0], percentile(acc[0], acc[1:], "left"), percentile(rng[0], rng[1:], "right"),
+                         effect2x(acc[0], _nanmean(acc[1:]), "accuracy"), effect2x(rng[0], _nanmean(rng[1:]), "range"),
+                         s["logit"][0], cluster_acc])
+        return np.array(rows, dtype=float)
+
+    def _lesioner(self, ctx: FeatureContext, layer: LayerInfo, base: Baseline) -> LayerLesioner:
+        split = None
+        if self.params["engine"] != "hook":
+            key = ("lesion", "trace", ctx.adapter.name, id(ctx.adapter.model))
+            if key not in ctx.extras:
+                try:
+                    ctx.extras[key] = trace_model(ctx.adapter)
+                except Exception as e:  # any tracing failure: use full forward passes
+                    log.warning("lesion: %s cannot be traced (%s); using full forward passes", ctx.adapter.name, e)
+                    ctx.extras[key] = None
+            if ctx.extras[key] is not None:
+                split = split_at(ctx.adapter.model, *ctx.extras[key], layer)
+        lesioner = LayerLesioner(ctx.adapter, layer, base, ctx.batch_size, split)
+        if self.params["engine"] == "split" and lesioner.engine != "split":
+            raise ImiBenchError(f"lesion: layer {layer.name} of {ctx.adapter.name} cannot be split (engine='split')")
+        return lesioner
+
+    def _clusters(self, ctx: FeatureContext, layer: LayerInfo, get: Any, store: dict[Any, Any]) -> np.ndarray:
+        key = ("clusters", layer.name, int(self.params["n_clusters"]))
+        if key not in store:
+            seed = int(stable_seed(ctx.seed, "lesion-clusters", ctx.adapter.name, layer.name).integers(2**31))
+            store[key] = activation_clusters(get().acts.numpy(), int(self.params["n_clusters"]), seed)
+        return store[key]
+
+    def _evaluate(self, lesioner: LayerLesioner, layer: LayerInfo, groups: list[tuple[int, ...]],
+                  store: dict[Any, Any]) -> None:
+        masks = torch.zeros(len(groups), layer.width, dtype=torch.bool)
+        for i, g in enumerate(groups):
+            masks[i, list(g)] = True
+        fill = lesioner.acts.mean(0) if self.params["mode"] == "mean" else None
+        correct, logp = lesioner.outcomes(masks, fill)
+        for i, g in enumerate(groups):
+            store[(layer.name, g)] = (correct[i], logp[i])
