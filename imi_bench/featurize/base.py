@@ -103,7 +103,7 @@ class FeatureContext:
     seed: int = 0
     progress: bool = True
     responses: np.ndarray | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[Any, Any] = field(default_factory=dict)
 
 
 class CustomFamily(FeatureFamily):

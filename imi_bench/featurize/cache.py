@@ -83,7 +83,7 @@ class FeatureCache:
         path = self._path("hook.npz")
         if path is not None:
             buf = io.BytesIO()
-            np.savez(buf, **stats)
+            np.savez(buf, **stats)  # type: ignore[arg-type]
             atomic_write_bytes(path, buf.getvalue())
 
     def load_shard(self, family: str, shard: int) -> pd.DataFrame | None:

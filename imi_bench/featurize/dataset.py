@@ -74,7 +74,7 @@ def featurize_release(release: str | Path | Release, *, models: Sequence[str] | 
     tables = []
     for name in chosen:
         adapter = get_model(name, seed=seed, device=device)
-        adapter.preprocessing = dataclasses.replace(adapter.preprocessing, resize=round(size * 256 / 224), crop=size)
+        adapter.preprocessing = dataclasses.replace(adapter.preprocessing, resize=size, crop=size)  # as shown
         featurizer = Featurizer(adapter, features, batch_size=batch_size, params=params, cache_dir=cache_dir,
                                 seed=seed, progress=progress)
         tables.append(featurizer.run(None, StimuliSource(rel, name)))

@@ -161,7 +161,7 @@ class Featurizer:
 
     # ------------------------------------------------------------------ custom families
     def _custom(self, family: CustomFamily, rows: pd.DataFrame, source: ImageSource, responses: np.ndarray,
-                cache: FeatureCache, extras: dict[str, Any]) -> pd.DataFrame:
+                cache: FeatureCache, extras: dict[Any, Any]) -> pd.DataFrame:
         parts = []
         for shard, start in enumerate(range(0, len(rows), self.shard_rows)):
             done = cache.load_shard(family.name, shard)
@@ -210,7 +210,7 @@ class Featurizer:
                   key: str) -> pd.DataFrame:
         table = rows.copy()
         table.insert(0, "model", self.adapter.name)
-        extras: dict[str, Any] = {}
+        extras: dict[Any, Any] = {}
         for family in self.families:
             if isinstance(family, HookFamily):
                 for col, values in family.finalize({k: stats[k] for k in family.reducers()}).items():

@@ -83,9 +83,9 @@ def pool_trials(responses: np.ndarray, n_batches: int, seed: int) -> list[np.nda
             raise ImiBenchError(f"MIS needs {2 * (N_REFERENCES + 1) * t} images per unit row; row {j} has {len(valid)}")
         order = valid[np.lexsort((valid, -r[valid]))]  # descending response, ties by index
         rng = stable_seed(seed, "mis-trials", j)
-        top = fair_batches(order[:9 * t], order[9 * t:10 * t], t, rng)
+        top = fair_batches(order[:9 * t].tolist(), order[9 * t:10 * t].tolist(), t, rng)
         low = order[::-1]
-        bottom = fair_batches(low[:9 * t], low[9 * t:10 * t], t, rng)
+        bottom = fair_batches(low[:9 * t].tolist(), low[9 * t:10 * t].tolist(), t, rng)
         out.append(np.array([[a[9], b[9], *a[:9], *b[:9]] for a, b in zip(top, bottom, strict=True)]))
     return out
 
