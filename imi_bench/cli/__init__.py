@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ImiBenchError
-from . import data, featurize, models, sim
+from . import data, featurize, models, report, run, sim
 
 __all__ = ["build_parser", "main"]
 
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(sub)
     sim.register(sub)
     featurize.register(sub)
+    report.register(sub)
+    run.register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: analyses of human interpretability scores and, later, of proxy predictors against them."""
