@@ -258,3 +258,13 @@ def test_featurize_the_tiny_imi_sim_study(tiny_study: Path, tmp_path: Path,
     member = source.membership(source.rows())
     assert member.sum(0).min() >= 20 and member.any(1).all()
     assert main(["featurize", "--list"]) == 0 and "param_saliency" in capsys.readouterr().out
+
+
+def test_local_contrast_equals_the_four_shifted_copies() -> None:
+    x = torch.randn(3, 5, 9, 7)
+    p = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    c = p[..., 1:-1, 1:-1]
+    ref = ((p[..., :-2, 1:-1] - c).abs() + (p[..., 2:, 1:-1] - c).abs() + (p[..., 1:-1, :-2] - c).abs()
+           + (p[..., 1:-1, 2:] - c).abs()).mean((2, 3))
+    torch.testing.assert_close(local_contrast(x), ref)
+    assert local_contrast(torch.full((1, 1, 1, 1), -2.0)).item() == 8.0  # 1×1: four zero neighbours

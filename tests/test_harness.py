@@ -145,3 +145,15 @@ def test_baseline_configs_match_the_registry() -> None:
 
         est = get_predictor(cfg["predictor"], **cfg["params"])
         assert norm(est.get_params()) == norm(get_predictor(cfg["predictor"]).get_params()), name  # = the defaults
+
+
+def test_run_cli_writes_results(study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--dataset", str(study / "release"), "--features", "none", "--predictors",
+                 "constant,random,depth", "--n-boot", "100", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "| depth |" in out and "leave-one-model-out" in out
+    assert (tmp_path / "leave-one-model-out" / "predictions" / "depth.csv").is_file()
+    assert main(["run", "--dataset", str(study / "release"), "--split", "leave-one-modle-out", "--features",
+                 "none", "--out", str(tmp_path)]) == 2
+    assert "did you mean" in capsys.readouterr().err

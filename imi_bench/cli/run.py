@@ -19,7 +19,9 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     release = resolve_dataset(args.dataset)
     predictors = [p.strip() for p in args.predictors.split(",")] if args.predictors else list(BASELINES)
-    run = run_benchmark(release, split=args.split, predictors=predictors, seed=args.seed, n_boot=args.n_boot,
+    features = None if args.features == "none" else [f.strip() for f in args.features.split(",") if f.strip()]
+    run = run_benchmark(release, split=args.split, predictors=predictors, features=features, seed=args.seed,
+                        n_boot=args.n_boot,
                         device=args.device, cache_dir=args.cache or cache_dir() / "features",
                         dataset_id="imi-sim" if args.dataset == "imi-sim" else None, progress=not args.no_progress)
     written = write_run(run, args.out, args.split)
@@ -79,8 +81,10 @@ def register(sub: Any) -> None:
     p.add_argument("--split", default="leave-one-model-out", help="registered split scheme")
     p.add_argument("--out", default="build/run", help="output folder (results go to OUT/SPLIT/)")
     p.add_argument("--predictors", default=None, help="comma-separated predictor names (default: every baseline)")
+    p.add_argument("--features", default="imi_b4,sparseness,sis,param_saliency,lesion,mis",
+                   help="feature families to compute ('none': feature-free predictors only)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-boot", type=int, default=1000, help="hierarchical bootstrap resamples")
+    p.add_argument("--n-boot", type=int, default=1000, help="cluster-bootstrap resamples")
     p.add_argument("--device", default="cpu", help="featurizer device: cpu or cuda")
     p.add_argument("--cache", default=None, help="feature cache root (default: ~/.cache/imi-bench/features)")
     p.add_argument("--no-progress", action="store_true")

@@ -19,7 +19,7 @@ __all__ = ["format_table", "write_run"]
 
 
 def _fmt(v: object, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)) or (isinstance(v, str) and v == "nan"):
         return "–"
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
@@ -28,14 +28,16 @@ def format_table(summary: pd.DataFrame, split: str) -> str:
     """The results table as Markdown (Spearman with its 95% CI, ceiling-normalised beside it)."""
     head = ("| predictor | Spearman [95% CI] | ρ / √rel | Kendall τ | Pearson | R² | MAE | log-lik / resp. "
             "| model-rank τ | worst model (ρ) |")
-    lines = [f"Held-out unit rows under `{split}` (pooled over folds; CIs: hierarchical bootstrap).", "",
+    lines = [f"Held-out unit rows under `{split}`: metrics averaged over folds (row-weighted); 95% CIs from a "
+             "cluster bootstrap over units (1,000 resamples by default); ρ / √rel: Spearman over the square root "
+             "of the held-out HIS's split-half reliability.", "",
              head, "|" + "---|" * 10]
     for r in summary.itertuples(index=False):
         lines.append(
             f"| {r.predictor} | {_fmt(r.spearman)} [{_fmt(r.spearman_lo)}, {_fmt(r.spearman_hi)}] "
             f"| {_fmt(r.spearman_ceiling_norm)} | {_fmt(r.kendall)} | {_fmt(r.pearson)} | {_fmt(r.r2)} "
             f"| {_fmt(r.mae)} | {_fmt(r.loglik, 4)} | {_fmt(r.model_rank_tau)} "
-            f"| {r.worst_model} ({_fmt(r.worst_model_spearman)}) |")
+            f"| {_fmt(r.worst_model)} ({_fmt(r.worst_model_spearman)}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -72,7 +74,8 @@ def _plot(run: BenchmarkRun, path: Path, split: str) -> None:
 
 
 def write_run(run: BenchmarkRun, out: str | Path, split: str) -> dict[str, Path]:
-    """Write ``results/<predictor>.json``, ``results.md``, ``results.csv`` and ``<split>.png`` into ``out/<split>``.
+    """Write ``results/<predictor>.json``, ``predictions/<predictor>.csv``, ``results.md``, ``results.csv`` and
+    ``<split>.png`` into ``out/<split>``.
 
     Files of the same names are replaced; other files are left alone.
     """
@@ -81,9 +84,14 @@ def write_run(run: BenchmarkRun, out: str | Path, split: str) -> dict[str, Path]
     stage = Path(out.parent / f".staging-{split}")
     shutil.rmtree(stage, ignore_errors=True)
     (stage / "results").mkdir(parents=True)
+    (stage / "predictions").mkdir()
     try:
         for name, result in run.results.items():
             result.write(stage / "results" / f"{name.replace(':', '-')}.json")
+            held = run.evals[name].heldout
+            if held is not None:  # the exact rows a leaderboard submission of this baseline would hold
+                held[["model", "layer", "channel", "condition", "difficulty", "fold", "prediction"]].to_csv(
+                    stage / "predictions" / f"{name.replace(':', '-')}.csv", index=False)
         summary = run.summary()
         summary.to_csv(stage / "results.csv", index=False)
         atomic_write_text(stage / "results.md", format_table(summary, split))

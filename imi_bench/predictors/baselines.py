@@ -158,11 +158,14 @@ class _Imputed(Predictor):
 
     def _matrix(self, X: pd.DataFrame, fit: bool) -> np.ndarray:  # noqa: N803
         if fit:
-            self.columns_ = feature_columns(X)
+            cols = feature_columns(X)
+            values = X[cols].to_numpy(float)
+            self.columns_ = [c for c, ok in zip(cols, np.isfinite(values).any(0), strict=True) if ok]
             if not self.columns_:
-                raise ImiBenchError(f"{type(self).__name__}: the unit table has no feature columns")
+                raise ImiBenchError(f"{type(self).__name__}: the unit table has no (non-empty) feature columns")
             m = X[self.columns_].to_numpy(float)
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # single finite value: std 0 → 1 below
                 self.median_ = np.nan_to_num(np.nanmedian(m, 0))
                 self.scale_ = np.nan_to_num(np.nanstd(m, 0), nan=1.0)
             self.scale_[self.scale_ == 0] = 1.0

@@ -39,12 +39,19 @@ def _last_linear(model: torch.nn.Module) -> str:
 
 
 def embed_pool(embedder: str, pool: Any, *, batch_size: int, device: torch.device, seed: int,
-               progress: bool) -> np.ndarray:
-    """L2-normalised penultimate-layer embeddings of every pool image (one pass)."""
+               progress: bool, size: int | None = None) -> np.ndarray:
+    """L2-normalised penultimate-layer embeddings of every pool image (one pass).
+
+    ``size``: input side of the embedder (None: its own preprocessing, e.g. 256 → 224 crop).
+    """
+    import dataclasses
+
     from ...models import get_model
     from ...models.hooks import HookSite, record, run
 
     adapter = get_model(embedder, seed=seed).to(device)
+    if size is not None:
+        adapter.preprocessing = dataclasses.replace(adapter.preprocessing, resize=size, crop=size)
     site = HookSite("embedding", _last_linear(adapter.model), site="input", layout="NC")
     out = []
     with record(adapter.model, [site], {"x": lambda x: x.flatten(1).float()}, stop_early=True) as rec:
@@ -97,15 +104,18 @@ class MIS(CustomFamily):
     name = "mis"
     columns = ("mis", "mis_hard", "mis_alpha", "mis_delta_mean", "mis_delta_sd")
     description = "MIS-style simulated 2AFC: σ(α·Δ) of embedding similarities, and its α→∞ limit"
-    defaults: ClassVar[dict[str, Any]] = {"embedder": "mobilenet_v2", "alpha": 20.0, "n_batches": 2}
+    defaults: ClassVar[dict[str, Any]] = {"embedder": "mobilenet_v2", "alpha": 20.0, "n_batches": 2,
+                                          "embed_size": "model"}
 
     def compute(self, ctx: FeatureContext) -> pd.DataFrame:
         """One row per unit row."""
         pool = ctx.source.pool()
-        key = ("mis_embeddings", self.params["embedder"])
+        size = self.params["embed_size"]
+        size = ctx.adapter.preprocessing.crop if size == "model" else (None if size is None else int(size))
+        key = ("mis_embeddings", self.params["embedder"], size)
         if key not in ctx.extras:
             ctx.extras[key] = embed_pool(self.params["embedder"], pool, batch_size=ctx.batch_size,
-                                         device=ctx.device, seed=ctx.seed, progress=ctx.progress)
+                                         device=ctx.device, seed=ctx.seed, progress=ctx.progress, size=size)
         trials = ctx.source.trials(ctx.units)
         if trials is None:
             assert ctx.responses is not None
