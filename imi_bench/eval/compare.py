@@ -88,9 +88,50 @@ def _metric_of(metric: str, preds: np.ndarray, k: np.ndarray, n: np.ndarray, mod
                         model=codes, n_models=n_models)
 
 
+_CORRELATIONS = ("spearman", "kendall", "pearson")
+
+
+def _strata(strata: ArrayLike | None, length: int) -> list[tuple[np.ndarray, float]]:
+    """``(row mask, weight)`` per stratum (weights: row shares); one stratum of every row when None."""
+    if strata is None:
+        return [(np.ones(length, bool), 1.0)]
+    codes, count = _codes(strata, "strata", length)
+    return [(codes == s, float((codes == s).sum()) / length) for s in range(count)]
+
+
+def _metric_strat(metric: str, preds: np.ndarray, k: np.ndarray, n: np.ndarray,
+                  model: tuple[np.ndarray, int] | None, strata: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Row-weighted mean over strata of each stratum's metric (``preds``: (B, N))."""
+    out = np.zeros(preds.shape[0])
+    for mask, w in strata:
+        sub = None if model is None else (model[0][mask], model[1])
+        values = _metric_of(metric, preds[:, mask], k[mask], n[mask], sub)
+        if metric in _CORRELATIONS:  # constant predictions rank nothing: correlation 0, as in the Evaluator
+            values = np.where(np.ptp(preds[:, mask], axis=1) == 0, 0.0, values)
+        out += w * values
+    return out
+
+
+def _replicates_strat(arrays: list[np.ndarray], k: np.ndarray, n: np.ndarray, cluster: np.ndarray, metric: str,
+                      n_boot: int, rng: np.random.Generator, model: ArrayLike | None, resample_responses: bool,
+                      strata: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Per-entry replicates ``(E, B)`` of the stratified metric (strata resampled independently)."""
+    total = np.zeros((len(arrays), n_boot))
+    models = None if model is None else np.asarray(model)
+    for (mask, w), child in zip(strata, rng.spawn(len(strata)), strict=True):
+        reps = replicate_metrics([a[mask] for a in arrays], k[mask], n[mask], cluster=cluster[mask],
+                                 metrics=(metric,), n_boot=n_boot, seed=child,
+                                 model=None if models is None else models[mask],
+                                 resample_responses=resample_responses)[:, 0]
+        if metric in _CORRELATIONS:
+            reps[np.array([np.ptp(a[mask]) == 0 for a in arrays])] = 0.0
+        total += w * reps
+    return total
+
+
 def _permutation_p(pa: np.ndarray, pb: np.ndarray, k: np.ndarray, n: np.ndarray, codes: np.ndarray, n_clusters: int,
                    metric: str, n_perm: int, rng: np.random.Generator, model: tuple[np.ndarray, int] | None,
-                   observed: float) -> float:
+                   observed: float, strata: list[tuple[np.ndarray, float]]) -> float:
     """Two-sided paired permutation p-value: ``(1 + #{|d*| ≥ |d|}) / (1 + n_perm)``, units swapped as wholes."""
     if not np.isfinite(observed):
         return float("nan")
@@ -98,8 +139,8 @@ def _permutation_p(pa: np.ndarray, pb: np.ndarray, k: np.ndarray, n: np.ndarray,
     tol = 1e-12 * max(1.0, abs(observed))
     for first in range(0, n_perm, step):
         swap = (rng.random((min(step, n_perm - first), n_clusters)) < 0.5)[:, codes]
-        d = (_metric_of(metric, np.where(swap, pb, pa), k, n, model)
-             - _metric_of(metric, np.where(swap, pa, pb), k, n, model))
+        d = (_metric_strat(metric, np.where(swap, pb, pa), k, n, model, strata)
+             - _metric_strat(metric, np.where(swap, pa, pb), k, n, model, strata))
         hits += int((np.abs(d) >= abs(observed) - tol).sum())  # an undefined d* (NaN) never counts
     return (1 + hits) / (1 + n_perm)
 
@@ -127,6 +168,7 @@ def compare(
     model: ArrayLike | None = None,
     confidence: float = 0.95,
     resample_responses: bool = False,
+    strata: ArrayLike | None = None,
 ) -> Comparison:
     """Compare two entries' predictions of the same held-out unit rows.
 
@@ -143,6 +185,8 @@ def compare(
         model: Model of each row (needed by model-level metrics).
         confidence: Interval level.
         resample_responses: See :func:`~imi_bench.eval.bootstrap.hierarchical_bootstrap`.
+        strata: Fold of each row: the metric is then the row-weighted mean over folds of each fold's
+            metric (the Evaluator's headline), folds resampled independently, units swapped across all.
 
     Raises:
         ImiBenchError: When the entries do not cover the same rows, or on bad input.
@@ -159,12 +203,12 @@ def compare(
     codes, n_clusters = _codes(cluster, "cluster", len(pa))
     models = None if model is None else _codes(model, "model", len(pa))
     boot_rng, perm_rng = _generator(seed).spawn(2)
-    a, b = _metric_of(metric, np.stack([pa, pb]), kk, nn, models)
-    reps = replicate_metrics([pa, pb], kk, nn, cluster=codes, metrics=(metric,), n_boot=n_boot, seed=boot_rng,
-                             model=model, resample_responses=resample_responses)[:, 0]
+    strat = _strata(strata, len(pa))
+    a, b = _metric_strat(metric, np.stack([pa, pb]), kk, nn, models, strat)
+    reps = _replicates_strat([pa, pb], kk, nn, codes, metric, n_boot, boot_rng, model, resample_responses, strat)
     diffs = reps[0] - reps[1]
     low, high = percentile_ci(diffs, confidence)
-    p_perm = (_permutation_p(pa, pb, kk, nn, codes, n_clusters, metric, n_perm, perm_rng, models, a - b)
+    p_perm = (_permutation_p(pa, pb, kk, nn, codes, n_clusters, metric, n_perm, perm_rng, models, a - b, strat)
               if n_perm > 0 else float("nan"))
     return Comparison(metric, float(a), float(b), float(a - b), low, high, _bootstrap_p(diffs), p_perm, n_boot,
                       n_perm, confidence)
@@ -188,6 +232,7 @@ def rank_intervals(
     confidence: float = 0.95,
     model: ArrayLike | None = None,
     resample_responses: bool = False,
+    strata: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Rank of each entry with a bootstrap interval, every entry scored on the same replicates.
 
@@ -202,6 +247,7 @@ def rank_intervals(
         confidence: Interval level of the ranks.
         model: Model of each row (needed by model-level metrics).
         resample_responses: See :func:`~imi_bench.eval.bootstrap.hierarchical_bootstrap`.
+        strata: Fold of each row (fold-averaged metric, as in :func:`compare`).
 
     Returns:
         ``entry, estimate, rank, rank_low, rank_high`` sorted by rank; ``rank`` is 1 + the number of
@@ -217,9 +263,11 @@ def rank_intervals(
     arrays = [check_rows(preds[name], k, n, cluster=cluster, model=model)[0] for name in names]
     _, kk, nn = check_rows(arrays[0], k, n)
     models = None if model is None else _codes(model, "model", len(kk))
-    estimate = _metric_of(metric, np.stack(arrays), kk, nn, models)
-    reps = replicate_metrics(arrays, kk, nn, cluster=cluster, metrics=(metric,), n_boot=n_boot, seed=seed,
-                             model=model, resample_responses=resample_responses)[:, 0]
+    strat = _strata(strata, len(kk))
+    estimate = _metric_strat(metric, np.stack(arrays), kk, nn, models, strat)
+    codes, _ = _codes(cluster, "cluster", len(kk))
+    reps = _replicates_strat(arrays, kk, nn, codes, metric, n_boot, _generator(seed), model, resample_responses,
+                             strat)
     higher = HIGHER_IS_BETTER[metric]
     ranks = _replicate_ranks(reps, higher)
     alpha = (1 - confidence) / 2

@@ -164,11 +164,13 @@ class Evaluator:
         return BOOTSTRAP_METRICS if self.probabilities else tuple(m for m in BOOTSTRAP_METRICS if m != "loglik")
 
     def _bootstrap(self, rows: pd.DataFrame) -> BootstrapResult:
+        constant = np.ptp(rows["prediction"].to_numpy(float)) == 0  # ranks nothing: correlations are 0
+        metrics = tuple(m for m in self._metrics() if not (constant and m in CORRELATIONS))
         boot = hierarchical_bootstrap(
             rows["prediction"].to_numpy(float), rows["n_correct"].to_numpy(np.int64),
-            rows["n_responses"].to_numpy(np.int64), cluster=rows["unit_id"].to_numpy(), metrics=self._metrics(),
+            rows["n_responses"].to_numpy(np.int64), cluster=rows["unit_id"].to_numpy(), metrics=metrics,
             n_boot=self.n_boot, seed=0 if self.seed is None else self.seed, confidence=self.confidence)
-        if np.ptp(rows["prediction"].to_numpy(float)) == 0:  # constant predictions rank nothing: correlation 0
+        if constant:
             for m in CORRELATIONS:
                 boot.estimate[m] = 0.0
                 boot.replicates[m] = np.zeros(self.n_boot)

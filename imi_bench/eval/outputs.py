@@ -74,10 +74,10 @@ def _plot(run: BenchmarkRun, path: Path, split: str) -> None:
 
 
 def write_run(run: BenchmarkRun, out: str | Path, split: str) -> dict[str, Path]:
-    """Write ``results/<predictor>.json``, ``predictions/<predictor>.csv``, ``results.md``, ``results.csv`` and
-    ``<split>.png`` into ``out/<split>``.
+    """Write a run's results, predictions, table and plot into ``out/<split>``.
 
-    Files of the same names are replaced; other files are left alone.
+    Files: ``results/<predictor>.json``, ``predictions/<predictor>.csv``, ``results.md``, ``results.csv``
+    and ``<split>.png``. Files of the same names are replaced; other files are left alone.
     """
     out = Path(out) / split
     out.mkdir(parents=True, exist_ok=True)

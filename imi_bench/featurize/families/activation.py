@@ -32,7 +32,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch.nn import functional
 
 from ..base import HookFamily, register_family
 

@@ -1,0 +1,48 @@
+"""Predictions of an example leaderboard entry: "sparser units are less interpretable", zero-shot.
+
+The score of a unit row is minus its lifetime kurtosis (``lifetime_kurtosis_mean``, from the
+imi-bench featurizer, over the unit row's own stimuli), mapped to [0.5, 1] by its rank among the
+held-out rows of each fold. Nothing is fitted to human data, so every fold's held-out rows get the
+same rule (``training_data.human_data: none`` in meta.yaml).
+
+Run (after ``make demo``, which builds the study and caches its features)::
+
+    python leaderboard/examples/lifetime-kurtosis/make_predictions.py   # writes predictions.csv here
+    imi-bench submit leaderboard/examples/lifetime-kurtosis
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scipy.stats import rankdata
+
+from imi_bench.data.release import read_release
+from imi_bench.eval.evaluator import Evaluator
+from imi_bench.eval.harness import load_unit_table
+from imi_bench.featurize.dataset import resolve_dataset
+from imi_bench.sim.cache import cache_dir
+
+KEY = ["model", "layer", "channel", "condition", "difficulty"]
+
+
+def main() -> None:
+    """Write ``predictions.csv`` next to this script."""
+    release = read_release(resolve_dataset("imi-sim"))
+    # the default feature families: the same cache entry `make demo` filled, so nothing is recomputed
+    table, _ = load_unit_table(release, cache_dir=cache_dir() / "features", progress=False)
+    parts = []
+    for fold in Evaluator("leave-one-model-out").folds(table):
+        held = table.iloc[fold.test]
+        score = -held["lifetime_kurtosis_mean"].fillna(held["lifetime_kurtosis_mean"].median())
+        p = 0.5 + 0.5 * (rankdata(score) - 0.5) / len(score)
+        parts.append(held[KEY].assign(fold=fold.name, prediction=p))
+    out = Path(__file__).with_name("predictions.csv")
+    tmp = out.with_suffix(".tmp")
+    __import__("pandas").concat(parts).to_csv(tmp, index=False)
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
