@@ -36,6 +36,7 @@ demo: $(STAMP)
 	$(VENV)/bin/imi-bench leaderboard seed --run $(DEMO_DIR) --db $(LEADERBOARD_DB)
 	$(PY) leaderboard/examples/lifetime-kurtosis/make_predictions.py
 	$(VENV)/bin/imi-bench leaderboard build --db $(LEADERBOARD_DB) --out $(DEMO_DIR)/site
+	@echo; cat $(DEMO_DIR)/leave-one-model-out/results.md
 
 # The leaderboard site's browser test drives Debian's headless Chromium through ChromeDriver (installed when missing).
 test: $(STAMP)
