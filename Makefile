@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/imi-bench run --dataset imi-sim --split leave-one-model-out --out $(DEMO_DIR)
 	$(VENV)/bin/imi-bench leaderboard seed --run $(DEMO_DIR) --db $(LEADERBOARD_DB)
-	$(PY) leaderboard/examples/lifetime-kurtosis/make_predictions.py
+	$(PY) leaderboard/examples/lifetime-kurtosis/make_predictions.py $(DEMO_DIR)/leave-one-model-out/unit_table.parquet
 	$(VENV)/bin/imi-bench leaderboard build --db $(LEADERBOARD_DB) --out $(DEMO_DIR)/site
 	@echo; cat $(DEMO_DIR)/leave-one-model-out/results.md
 

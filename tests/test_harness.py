@@ -95,7 +95,8 @@ def test_bad_predictions_are_named(study: Path) -> None:
 def test_outputs_and_round_trip(bench, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     written = write_run(bench, tmp_path, "leave-one-model-out")
     out = tmp_path / "leave-one-model-out"
-    assert {"results.md", "results.csv", "leave-one-model-out.png", "results/ridge.json"} <= set(written)
+    assert {"results.md", "results.csv", "leave-one-model-out.png", "results/ridge.json",
+            "unit_table.parquet"} <= set(written)
     assert (out / "leave-one-model-out.png").read_bytes()[:4] == b"\x89PNG"
     back = RunResult.read(out / "results" / "family-mis.json")
     assert back.pooled["spearman"]["estimate"] == pytest.approx(bench.results["family:mis"].pooled["spearman"][

@@ -76,8 +76,9 @@ def _plot(run: BenchmarkRun, path: Path, split: str) -> None:
 def write_run(run: BenchmarkRun, out: str | Path, split: str) -> dict[str, Path]:
     """Write a run's results, predictions, table and plot into ``out/<split>``.
 
-    Files: ``results/<predictor>.json``, ``predictions/<predictor>.csv``, ``results.md``, ``results.csv``
-    and ``<split>.png``. Files of the same names are replaced; other files are left alone.
+    Files: ``results/<predictor>.json``, ``predictions/<predictor>.csv``, ``results.md``, ``results.csv``,
+    ``unit_table.parquet`` (the unit table with every feature column) and ``<split>.png``. Files of the
+    same names are replaced; other files are left alone.
     """
     out = Path(out) / split
     out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,7 @@ def write_run(run: BenchmarkRun, out: str | Path, split: str) -> dict[str, Path]
                     stage / "predictions" / f"{name.replace(':', '-')}.csv", index=False)
         summary = run.summary()
         summary.to_csv(stage / "results.csv", index=False)
+        run.table.to_parquet(stage / "unit_table.parquet", index=False)  # what the predictors saw: build on it
         atomic_write_text(stage / "results.md", format_table(summary, split))
         _plot(run, stage / f"{split}.png", split)
         written = {}

@@ -5,16 +5,19 @@ imi-bench featurizer, over the unit row's own stimuli), mapped to [0.5, 1] by it
 held-out rows of each fold. Nothing is fitted to human data, so every fold's held-out rows get the
 same rule (``training_data.human_data: none`` in meta.yaml).
 
-Run (after ``make demo``, which builds the study and caches its features)::
+Run (after ``make demo``, which builds the study, caches its features and writes the unit table)::
 
-    python leaderboard/examples/lifetime-kurtosis/make_predictions.py   # writes predictions.csv here
+    python leaderboard/examples/lifetime-kurtosis/make_predictions.py \
+        [build/demo/leave-one-model-out/unit_table.parquet]
     imi-bench submit leaderboard/examples/lifetime-kurtosis
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pandas as pd
 from scipy.stats import rankdata
 
 from imi_bench.data.release import read_release
@@ -28,9 +31,11 @@ KEY = ["model", "layer", "channel", "condition", "difficulty"]
 
 def main() -> None:
     """Write ``predictions.csv`` next to this script."""
-    release = read_release(resolve_dataset("imi-sim"))
-    # the default feature families: the same cache entry `make demo` filled, so nothing is recomputed
-    table, _ = load_unit_table(release, cache_dir=cache_dir() / "features", progress=False)
+    if len(sys.argv) > 1:  # the unit table `imi-bench run` wrote
+        table = pd.read_parquet(sys.argv[1])
+    else:  # the default feature families: the cache entry `make demo` filled, so nothing is recomputed
+        release = read_release(resolve_dataset("imi-sim"))
+        table, _ = load_unit_table(release, cache_dir=cache_dir() / "features", progress=False)
     parts = []
     for fold in Evaluator("leave-one-model-out").folds(table):
         held = table.iloc[fold.test]
@@ -39,7 +44,7 @@ def main() -> None:
         parts.append(held[KEY].assign(fold=fold.name, prediction=p))
     out = Path(__file__).with_name("predictions.csv")
     tmp = out.with_suffix(".tmp")
-    __import__("pandas").concat(parts).to_csv(tmp, index=False)
+    pd.concat(parts).to_csv(tmp, index=False)
     tmp.replace(out)
     print(f"wrote {out}")
 
