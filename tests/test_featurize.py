@@ -268,3 +268,18 @@ def test_local_contrast_equals_the_four_shifted_copies() -> None:
            + (p[..., 1:-1, 2:] - c).abs()).mean((2, 3))
     torch.testing.assert_close(local_contrast(x), ref)
     assert local_contrast(torch.full((1, 1, 1, 1), -2.0)).item() == 8.0  # 1×1: four zero neighbours
+
+
+def test_featurize_a_hf_image_dataset_equals_the_same_pool() -> None:
+    import datasets
+
+    pool = _pool(12)
+    ds = datasets.Dataset.from_dict({"image": [pool.image(i) for i in range(len(pool))]}).cast_column(
+        "image", datasets.Image())
+    adapter = get_model("tiny-cnn", seed=2)
+    a = Featurizer(adapter, ["imi_b4"], progress=False).run(UNITS, ds)
+    b = Featurizer(adapter, ["imi_b4"], progress=False).run(UNITS, pool)
+    cols = ["pixel_sparsity", "channel_sparsity", "local_contrast", "local_contrast_norm"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], rtol=1e-6)
+    with pytest.raises(ImiBenchError, match="cannot use"):
+        Featurizer(adapter, ["imi_b4"], progress=False).run(UNITS, [1, 2, 3])
