@@ -6,7 +6,7 @@ the pool with IMI's protocol), with ``sim = cos(φ(a), φ(b))``:
     s(q, E) = mean_{e∈E} sim(q, e);   Δ(q) = s(q, E⁺) − s(q, E⁻);   p = σ(α · [Δ(q⁺) − Δ(q⁻)])
 
 Columns: ``mis`` (mean p over trials at the given α — α is *fitted* by the
-predictors, not here; the default is a placeholder scale), ``mis_hard`` (α →
+predictors, not here; the default α = 20 only sets a scale), ``mis_hard`` (α →
 ∞: the fraction of trials with Δ(q⁺) > Δ(q⁻), ties counting ½),
 ``mis_alpha``, and ``mis_delta_mean`` / ``mis_delta_sd`` (the per-trial
 evidence that α multiplies, so a predictor can refit α without re-embedding).
