@@ -7,10 +7,10 @@ import io
 from pathlib import Path
 from typing import Any
 
+from .._defaults import DEFAULT_FEATURES
+
 __all__ = ["register"]
 
-#: Same as imi_bench.featurize.DEFAULT_FEATURES (kept literal: building the parser must not import torch).
-_DEFAULT_FEATURES = "imi_b4,sparseness,sis,param_saliency,lesion,mis"
 
 
 def _featurize(args: argparse.Namespace) -> int:
@@ -29,7 +29,8 @@ def _featurize(args: argparse.Namespace) -> int:
         raise ImiBenchError("featurize needs --dataset and --out (or --list)")
     if args.model is None and not args.all_models:
         raise ImiBenchError("choose --model NAME or --all-models")
-    from ..featurize.dataset import featurize_release, resolve_dataset
+    from .._defaults import resolve_dataset
+    from ..featurize.dataset import featurize_release
     from ..sim.cache import cache_dir
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
@@ -54,7 +55,7 @@ def register(sub: Any) -> None:
     p.add_argument("--dataset", default=None, help="'imi-sim' (the cached default study) or a release folder")
     p.add_argument("--model", default=None, help="one registered model id with stimuli in the dataset")
     p.add_argument("--all-models", action="store_true", help="every model with stimuli in the dataset")
-    p.add_argument("--features", default=_DEFAULT_FEATURES, help="comma-separated families")
+    p.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="comma-separated families")
     p.add_argument("--out", default=None, help="output Parquet file")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch-size", type=int, default=32)

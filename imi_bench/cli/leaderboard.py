@@ -65,8 +65,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
+    from .._defaults import resolve_dataset
     from ..data.release import read_release
-    from ..featurize.dataset import resolve_dataset
     from ..leaderboard.seed import run_splits, seed_from_run
     from ..leaderboard.store import Store
 

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
 
 
-def _dataset_path(spec: str) -> Path:
-    """``imi-sim`` → the cached default study's release (built on first use); a folder → itself."""
-    from ..errors import ImiBenchError
-
-    if spec == "imi-sim":
-        from ..featurize.dataset import resolve_dataset  # imports torch; only needed for the simulated study
-
-        return resolve_dataset(spec)
-    path = Path(spec)
-    if not path.is_dir():
-        raise ImiBenchError(f"dataset {spec!r} is neither 'imi-sim' nor a release folder")
-    return path
-
-
 def _report(args: argparse.Namespace) -> int:
+    from .._defaults import resolve_dataset
     from ..eval.report import build_report
 
-    report = build_report(_dataset_path(args.dataset), seed=args.seed, n_resamples=args.n_resamples)
+    report = build_report(resolve_dataset(args.dataset), seed=args.seed, n_resamples=args.n_resamples)
     print(report.to_markdown())
     if args.out is not None:
         written = report.write(args.out)

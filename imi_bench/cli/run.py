@@ -7,13 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._defaults import DEFAULT_FEATURES
+
 __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .._defaults import resolve_dataset
     from ..eval.harness import BASELINES, run_benchmark
     from ..eval.outputs import format_table, write_run
-    from ..featurize.dataset import resolve_dataset
     from ..sim.cache import cache_dir
 
     t0 = time.perf_counter()
@@ -48,10 +50,10 @@ def _read_predictions(path: Path) -> Any:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
+    from .._defaults import resolve_dataset
     from ..data.release import read_release
     from ..errors import ImiBenchError
     from ..eval.evaluator import Evaluator
-    from ..featurize.dataset import resolve_dataset
     from ..predictors import unit_table
 
     preds = _read_predictions(Path(args.predictions))
@@ -81,7 +83,7 @@ def register(sub: Any) -> None:
     p.add_argument("--split", default="leave-one-model-out", help="registered split scheme")
     p.add_argument("--out", default="build/run", help="output folder (results go to OUT/SPLIT/)")
     p.add_argument("--predictors", default=None, help="comma-separated predictor names (default: every baseline)")
-    p.add_argument("--features", default="imi_b4,sparseness,sis,param_saliency,lesion,mis",
+    p.add_argument("--features", default=",".join(DEFAULT_FEATURES),
                    help="feature families to compute ('none': feature-free predictors only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=1000, help="cluster-bootstrap resamples")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .._defaults import DEFAULT_FEATURES
 from ..data.release import Release, read_release
 from ..predictors import Predictor, get_predictor, unit_table
 from .evaluator import KEY, EvalResult, Evaluator
@@ -26,8 +27,6 @@ from .splits import Fold
 __all__ = ["BASELINES", "BenchmarkRun", "cross_validate", "load_unit_table", "run_benchmark"]
 
 log = logging.getLogger(__name__)
-#: The featurizer's default families (kept literal: importing the harness must not import torch).
-DEFAULT_FEATURES = ("imi_b4", "sparseness", "sis", "param_saliency", "lesion", "mis")
 #: The baselines ``imi-bench run`` trains, in table order.
 BASELINES = ("constant", "random", "depth", "family:imi_b4", "family:sparseness", "family:sis",
              "family:param_saliency", "family:lesion", "family:mis", "mis", "ridge", "lightgbm")

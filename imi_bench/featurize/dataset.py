@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from .._defaults import resolve_dataset
 from ..data.release import Release, read_release
 from ..errors import ImiBenchError
 from ..models.registry import get_model
@@ -22,18 +23,6 @@ from .sources import StimuliSource
 __all__ = ["featurize_release", "resolve_dataset"]
 
 log = logging.getLogger(__name__)
-
-
-def resolve_dataset(spec: str | Path) -> Path:
-    """``imi-sim`` → the cached default IMI-sim release (built on first use); a folder → itself."""
-    if str(spec) == "imi-sim":
-        from ..sim import default_study
-
-        return default_study() / "release"
-    path = Path(spec)
-    if not path.is_dir():
-        raise ImiBenchError(f"dataset {spec!r} is neither 'imi-sim' nor a release folder")
-    return path
 
 
 def _study_seed(release: Path) -> int:

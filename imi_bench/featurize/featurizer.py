@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._defaults import DEFAULT_FEATURES
 from .._version import __version__
 from ..errors import ImiBenchError, ImiDataError
 from ..models.adapter import ModelAdapter
@@ -31,7 +32,6 @@ from .sources import ImageSource, PoolSource
 __all__ = ["DEFAULT_FEATURES", "Featurizer", "as_source", "load_families"]
 
 log = logging.getLogger(__name__)
-DEFAULT_FEATURES = ("imi_b4", "sparseness", "sis", "param_saliency", "lesion", "mis")
 CONSTANT_RANGE = 1e-8
 ROW_KEY = ("layer", "channel", "condition", "difficulty")
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import rankdata
 
+from imi_bench._defaults import resolve_dataset
 from imi_bench.data.release import read_release
 from imi_bench.eval.evaluator import Evaluator
 from imi_bench.eval.harness import load_unit_table
-from imi_bench.featurize.dataset import resolve_dataset
 from imi_bench.sim.cache import cache_dir
 
 KEY = ["model", "layer", "channel", "condition", "difficulty"]
