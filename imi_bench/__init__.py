@@ -11,9 +11,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_attributes
 from ._version import __version__
 
 __all__ = [
@@ -24,6 +22,7 @@ __all__ = [
     "export_dataset",
     "load_dataset",
     "read_release",
+    "resolve_dataset",
 ]
 
 _LAZY = {
@@ -33,14 +32,8 @@ _LAZY = {
     "export_dataset": "imi_bench.data",
     "load_dataset": "imi_bench.data",
     "read_release": "imi_bench.data",
+    "resolve_dataset": "imi_bench._defaults",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'imi_bench' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import rankdata
 
-from imi_bench._defaults import resolve_dataset
+from imi_bench import resolve_dataset
 from imi_bench.data.release import read_release
 from imi_bench.eval.evaluator import Evaluator
 from imi_bench.eval.harness import load_unit_table
