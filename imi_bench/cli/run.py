@@ -70,9 +70,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"ceiling-normalised Spearman {cn:.4f} (reliability {result.extra['reliability']:.3f})")
     if args.out:
         from .._io import atomic_write_text
-        from ..eval.result import _clean
+        from ..eval.result import json_safe
 
-        atomic_write_text(Path(args.out), json.dumps(_clean(out), indent=2) + "\n")
+        atomic_write_text(Path(args.out), json.dumps(json_safe(out), indent=2) + "\n")
     return 0
 
 

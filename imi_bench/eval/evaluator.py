@@ -91,6 +91,10 @@ class Evaluator:
         self.scheme = get_split(split) if isinstance(split, str) else split
         self.n_boot, self.seed, self.confidence, self.probabilities = n_boot, seed, confidence, probabilities
 
+    @property
+    def _boot_seed(self) -> int:
+        return 0 if self.seed is None else self.seed
+
     def folds(self, units: pd.DataFrame) -> list[Fold]:
         """The split's folds on ``units`` (checked for leaks)."""
         folds = self.scheme.folds(units, seed=self.seed)
@@ -169,7 +173,7 @@ class Evaluator:
         boot = hierarchical_bootstrap(
             rows["prediction"].to_numpy(float), rows["n_correct"].to_numpy(np.int64),
             rows["n_responses"].to_numpy(np.int64), cluster=rows["unit_id"].to_numpy(), metrics=metrics,
-            n_boot=self.n_boot, seed=0 if self.seed is None else self.seed, confidence=self.confidence)
+            n_boot=self.n_boot, seed=self._boot_seed, confidence=self.confidence)
         if constant:
             for m in CORRELATIONS:
                 boot.estimate[m] = 0.0
@@ -202,7 +206,7 @@ class Evaluator:
         for name, g in held.groupby("fold", sort=False):
             rows = g.drop_duplicates(list(KEY))
             rel = split_half_reliability(rows["n_correct"].to_numpy(), rows["n_responses"].to_numpy(),
-                                         seed=0 if self.seed is None else self.seed, n_splits=200, n_boot=200)
+                                         seed=self._boot_seed, n_splits=200, n_boot=200)
             per_fold.append({"fold": str(name), **rel.to_dict()})
             weights.append(len(g))
         est = np.array([f["estimate"] for f in per_fold], float)

@@ -68,9 +68,7 @@ def load_unit_table(release: Release, *, features: Sequence[str] | None = DEFAUL
     units = release.units()
     if not features:
         return unit_table(units), {}
-    models = sorted(set(release.trials.loc[release.trials["source"] == "stimuli", "model"].dropna()))
-    feats = featurize_release(release, models=models, features=features, device=device, cache_dir=cache_dir,
-                              progress=progress)
+    feats = featurize_release(release, features=features, device=device, cache_dir=cache_dir, progress=progress)
     hashes = feats.groupby("model")["feature_hash"].first().to_dict()
     return unit_table(units, feats.drop(columns=["feature_hash"])), hashes
 

@@ -19,7 +19,7 @@ from .._io import atomic_write_text
 from .._version import __version__
 from ..errors import ImiDataError
 
-__all__ = ["SCHEMA_VERSION", "RunResult", "dataset_digest", "hardware"]
+__all__ = ["SCHEMA_VERSION", "RunResult", "dataset_digest", "hardware", "json_safe"]
 
 SCHEMA_VERSION = 1
 
@@ -41,12 +41,12 @@ def hardware() -> dict[str, Any]:
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if cuda else None}
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON-safe: NaN/inf → None, numpy scalars → Python."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item") and not isinstance(obj, str):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -87,7 +87,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN → null)."""
-        return _clean(asdict(self))
+        return json_safe(asdict(self))
 
     def write(self, path: str | Path) -> Path:
         """Write atomically as indented JSON."""

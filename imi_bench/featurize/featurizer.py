@@ -120,17 +120,12 @@ class Featurizer:
 
     # ------------------------------------------------------------------ the shared pass
     def _reducers(self) -> dict[str, Any]:
-        names = {"mean", "max"}
+        """Every hook family's reducers plus ``mean``/``max`` (a name is one function, whoever asks for it)."""
+        reducers = {n: REDUCERS[n] for n in ("mean", "max")}
         for f in self.families:
             if isinstance(f, HookFamily):
-                names |= set(f.reducers())
-        return {n: REDUCERS[n] if n in REDUCERS else self._custom_reducer(n) for n in sorted(names)}
-
-    def _custom_reducer(self, name: str) -> Any:
-        for f in self.families:
-            if isinstance(f, HookFamily) and name in f.reducers():
-                return f.reducers()[name]
-        raise KeyError(name)
+                reducers.update({n: REDUCERS.get(n, r) for n, r in f.reducers().items() if n not in reducers})
+        return dict(sorted(reducers.items()))
 
     def _hook_pass(self, rows: pd.DataFrame, source: ImageSource) -> dict[str, np.ndarray]:
         pool, reducers = source.pool(), self._reducers()

@@ -26,7 +26,7 @@ from .._io import file_digest
 from ..data.ceiling import split_half_reliability
 from ..errors import ImiBenchError, ImiDataError
 from ..eval.evaluator import KEY, Evaluator
-from ..eval.result import RunResult, _clean, dataset_digest
+from ..eval.result import RunResult, dataset_digest, json_safe
 from ..eval.splits import Fold, get_split
 from .entries import ScoreRow, score_rows
 from .schema import read_predictions
@@ -126,7 +126,7 @@ def ceiling_entry(benchmark_id: int, units: pd.DataFrame, folds: Sequence[Fold],
     overall = split_half_reliability(rows["n_correct"].to_numpy(), rows["n_responses"].to_numpy(), seed=seed,
                                      n_splits=200, n_boot=n_boot)
     score = ScoreRow("spearman", *(_fold_weighted(per_fold, weights, k) for k in ("estimate", "ci_low", "ci_high")))
-    extra = _clean({"reliability_per_fold": per_fold, "reliability_all_rows": overall.to_dict(),
+    extra = json_safe({"reliability_per_fold": per_fold, "reliability_all_rows": overall.to_dict(),
                     "scoring": {"n_boot": n_boot, "seed": seed, "n_splits": 200}})
     meta = {**_BASELINE_META, "method": CEILING_METHOD,
             "description": "Split-half reliability (Spearman–Brown) of the held-out human scores: how well an "
@@ -149,7 +149,7 @@ def _baseline_entry(result: RunResult, path: Path, bid: int, units: pd.DataFrame
         raise ImiDataError(f"baseline predictions do not fit the benchmark: {e}", file=path) from None
     meta = {**_BASELINE_META, "method": name,
             "description": f"imi-bench baseline `{name}` (defined in baselines/ of the imi-bench repository)",
-            "params": _clean(result.predictor.get("params", {})), "seed": int(result.seed)}
+            "params": json_safe(result.predictor.get("params", {})), "seed": int(result.seed)}
     extra = entry_extra(res, n_boot=n_boot, seed=int(result.seed))
     return NewEntry(bid, "baseline", name, "imi-bench", meta, sha, heldout_predictions(res), score_rows(res), extra)
 

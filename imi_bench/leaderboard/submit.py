@@ -24,7 +24,7 @@ import pandas as pd
 from .._version import __version__
 from ..errors import ImiBenchError, ImiDataError
 from ..eval.evaluator import KEY, EvalResult, Evaluator
-from ..eval.result import _clean
+from ..eval.result import json_safe
 from ..eval.splits import Fold, get_split
 from .entries import rank_of, score_rows
 from .schema import DEFAULT_MAX_BYTES, Submission, load_submission
@@ -136,7 +136,7 @@ def score(checked: Checked, *, n_boot: int = 1000, seed: int | None = None) -> E
 
 def entry_extra(result: EvalResult, *, n_boot: int, seed: int) -> dict[str, Any]:
     """The ``extra_json`` stored with an entry: the Evaluator's ``extra``, per-fold metrics and scoring provenance."""
-    return _clean({**result.extra, "folds": result.folds,
+    return json_safe({**result.extra, "folds": result.folds,
                    "scoring": {"n_boot": n_boot, "seed": seed, "imi_bench_version": __version__}})
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-import numpy as np
 import pandas as pd
 
 from ..errors import ImiBenchError
@@ -129,8 +128,3 @@ def unit_table(units: pd.DataFrame, features: pd.DataFrame | None = None, *,
     if not matched.all():
         log.warning("%d of %d unit rows have no features", int((~matched).sum()), len(out))
     return out
-
-
-def unit_counts(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``(k, n)``: correct and total responses per unit row."""
-    return table["n_correct"].to_numpy(np.int64), table["n_responses"].to_numpy(np.int64)
