@@ -14,24 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import time
 
 import torch
+from _timing import timed
 
 from imi_bench.models import get_model
 from imi_bench.models.hooks import run
 from imi_bench.stimuli import bundled_photos
-
-
-def _time(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def bench(name: str, images: list, batch: int, repeats: int, device: str) -> tuple[float, float, int]:  # type: ignore[type-arg]
@@ -53,8 +42,8 @@ def bench(name: str, images: list, batch: int, repeats: int, device: str) -> tup
     bare(), hooked()  # warm-up
     t_bare, t_hooked = [], []
     for _ in range(repeats):  # alternate so that drifts in machine load hit both equally
-        t_bare += _time(bare, 1)
-        t_hooked += _time(hooked, 1)
+        t_bare.append(timed(bare, repeats=1, sync=torch.cuda.is_available())[0])
+        t_hooked.append(timed(hooked, repeats=1, sync=torch.cuda.is_available())[0])
     return statistics.median(t_bare), statistics.median(t_hooked), len(adapter.layers())
 
 

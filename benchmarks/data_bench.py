@@ -27,12 +27,11 @@ from __future__ import annotations
 import argparse
 import ast
 import logging
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _timing import timed
 from scipy import stats
 
 from imi_bench.data import read_release
@@ -126,15 +125,6 @@ def _baseline_reliability(responses: list[np.ndarray], rng: np.random.Generator,
             for _ in range(n_boot)]
     np.percentile(boot, [2.5, 97.5])
     return estimate
-
-
-def timed(fn, *args, repeats: int):  # type: ignore[no-untyped-def]
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:

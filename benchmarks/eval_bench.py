@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
-import time
 
 import numpy as np
 import pandas as pd
+from _timing import timed
 from scipy import stats
 
 from imi_bench.data.ceiling import noise_ceiling
@@ -87,15 +86,6 @@ def naive_bootstrap(df: pd.DataFrame, n_boot: int) -> pd.DataFrame:
     boot = pd.DataFrame(out)
     return pd.DataFrame({"metric": list(METRICS), "ci_low": boot[list(METRICS)].quantile(0.025).to_numpy(),
                          "ci_high": boot[list(METRICS)].quantile(0.975).to_numpy()})
-
-
-def timed(fn, *args, repeats: int):  # type: ignore[no-untyped-def]
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import torch
+from _timing import timed
 
 from imi_bench.featurize import Featurizer
 from imi_bench.featurize.base import FAMILIES, HookFamily
@@ -38,17 +39,6 @@ from imi_bench.featurize.featurizer import load_families
 from imi_bench.models import get_model
 from imi_bench.models.hooks import run
 from imi_bench.stimuli import bundled_photos
-
-
-def _median_time(fn: Callable[[], object], repeats: int, device: str) -> float:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def _adapter(name: str, size: int, device: str):  # type: ignore[no-untyped-def]
@@ -99,9 +89,9 @@ def hook_overhead(adapter, x: torch.Tensor, units: pd.DataFrame, batch: int, rep
     bare(), every(), sampled()  # warm-up
     t = {"bare": [], "all": [], "units": []}  # type: ignore[var-annotated]
     for _ in range(repeats):  # alternate so that drifts in machine load hit all three equally
-        t["bare"].append(_median_time(bare, 1, device))
-        t["all"].append(_median_time(every, 1, device))
-        t["units"].append(_median_time(sampled, 1, device))
+        t["bare"].append(timed(bare, repeats=1, sync=device == "cuda")[0])
+        t["all"].append(timed(every, repeats=1, sync=device == "cuda")[0])
+        t["units"].append(timed(sampled, repeats=1, sync=device == "cuda")[0])
     return {k: statistics.median(v) for k, v in t.items()}
 
 
